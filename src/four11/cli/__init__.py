@@ -1,0 +1,1 @@
+"""Command-line front ends: 411put, 411get and the 411 dispatcher."""
