@@ -45,9 +45,9 @@ def node_keys(master_keys, tmp_path) -> Path:
     return node_key_dir(master_keys, tmp_path / "nodekeys", ["/compute"])
 
 
-def cli(*args: str, cwd: Path | None = None, input: bytes | None = None,
-        env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a console script of this package as a user would."""
+def cli(*args: str, cwd: Path | None = None, input: str | None = None,
+        env: dict | None = None, text: bool = True) -> subprocess.CompletedProcess:
+    """Run a console script of this package as a user would (stdout/stderr as text)."""
     prog, *rest = args
     return subprocess.run([str(BIN / prog), *rest], cwd=cwd, input=input, capture_output=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=120, text=text)

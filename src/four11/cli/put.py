@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if d.current_index() is None and not masters:
             d.master_urls = [default_master_url(a.urldir)]
         if a.pub:
-            d._recipients[group] = load_recipient_key(Path(a.pub))
+            d.set_recipient(group, load_recipient_key(Path(a.pub)))
         items = expand([Path(f) for f in a.files], chroot, group=group, comment=a.comment,
                        apply=a.mode, uid=uid, gid=gid, perm=perm, id_min=a.id_min)
         res = d.put(items, alert=not a.noalert)

@@ -89,7 +89,7 @@ def _apply_schema(schema: Schema, values: Mapping, origin: str, prefix: str = ""
     unknown = [k for k in values if k not in schema]
     if unknown:
         raise ConfigError(
-            f"{origin}: unknown key {prefix}{unknown[0]!r} (known: {', '.join(sorted(schema))})"
+            f"{origin}: unknown key {prefix + unknown[0]!r} (known: {', '.join(sorted(schema))})"
         )
     return {k: _coerce(prefix + k, schema[k], v, origin) for k, v in values.items()}
 

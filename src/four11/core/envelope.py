@@ -25,6 +25,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -55,7 +56,7 @@ class Envelope:
     ext: Any
     context: bytes  # magic..meta
     signed: bytes  # magic..body_hash
-    body: bytes
+    body: memoryview  # a view into the parsed bytes: a large body is never copied
     body_hash: bytes
     signature: bytes
 
@@ -65,18 +66,33 @@ def build_context(kind: bytes, meta: dict[str, Any]) -> bytes:
     return _PRE.pack(MAGIC, kind, VERSION, len(m)) + m
 
 
-def seal(context: bytes, ext: Any, body: bytes, signer: SigningKey) -> bytes:
+def seal(context: bytes, ext: Any, body: bytes, signer: SigningKey) -> bytearray:
     """Finish an envelope whose context was built with build_context."""
+    return seal_with(context, ext, len(body), lambda out: out.__setitem__(slice(None), body), signer)
+
+
+def seal_with(context: bytes, ext: Any, body_len: int, fill: Callable[[memoryview], None],
+              signer: SigningKey) -> bytearray:
+    """Like seal, but ``fill`` writes the body straight into the output buffer (no copy of a
+    large body: the AEAD encrypts into place, then the body is hashed once)."""
     e = canonical_json(ext) if ext is not None else b""
-    signed = b"".join(
-        (context, _U32.pack(len(e)), e, _U64.pack(len(body)), hashlib.sha256(body).digest())
-    )
-    return signed + body + signer.sign(signed)
+    head = context + _U32.pack(len(e)) + e + _U64.pack(body_len)
+    signed_len = len(head) + HASH_LEN
+    buf = bytearray(signed_len + body_len + SIG_LEN)
+    view = memoryview(buf)
+    view[: len(head)] = head
+    body = view[signed_len : signed_len + body_len]
+    fill(body)
+    view[len(head) : signed_len] = hashlib.sha256(body).digest()
+    view[signed_len + body_len :] = signer.sign(bytes(view[:signed_len]))
+    body.release()
+    view.release()
+    return buf
 
 
 def encode(kind: bytes, meta: dict[str, Any], signer: SigningKey, ext: Any = None,
            body: bytes = b"") -> bytes:
-    return seal(build_context(kind, meta), ext, body, signer)
+    return bytes(seal(build_context(kind, meta), ext, body, signer))
 
 
 def parse_json(data: bytes, what: str, want: type) -> Any:
@@ -94,7 +110,8 @@ def parse(data: bytes, kind: bytes, max_len: int, max_meta: int | None = None) -
     what = KIND_NAMES[kind]
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise Refusal("bad_format", f"{what} is not bytes")
-    data = bytes(data)
+    if not isinstance(data, bytes):
+        data = bytes(data)
     if len(data) > max_len:
         raise Refusal("too_large", f"{what} is {len(data)} bytes, limit {max_len}")
     if len(data) < MIN_LEN:
@@ -127,7 +144,8 @@ def parse(data: bytes, kind: bytes, max_len: int, max_meta: int | None = None) -
     ext = parse_json(ext_bytes, f"{what} recipient block", list) if ext_len else None
     return Envelope(
         kind=kind, meta=meta, ext=ext, context=context, signed=data[:off],
-        body=data[off : off + body_len], body_hash=body_hash, signature=data[off + body_len :],
+        body=memoryview(data)[off : off + body_len], body_hash=body_hash,
+        signature=data[off + body_len :],
     )
 
 

@@ -29,6 +29,7 @@ MAX_META = 64 * 1024
 AEADS: dict[str, type] = {"AES-256-GCM": AESGCM, "ChaCha20-Poly1305": ChaCha20Poly1305}
 APPLY_MODES = ("replace", "merge")
 _U32 = struct.Struct(">I")
+TAG_LEN = 16  # both AEADs append a 16-byte tag
 WHAT = "message"
 
 
@@ -101,7 +102,7 @@ def seal_message(
     signer: SigningKey,
     aead: str = "AES-256-GCM",
     random: Callable[[int], bytes] = os.urandom,
-) -> bytes:
+) -> bytearray:
     recips = list(recipients)
     if not recips:
         raise ValueError("a message needs at least one recipient key")
@@ -112,7 +113,7 @@ def seal_message(
     }
     context = env.build_context(env.KIND_MESSAGE, meta)
     fm = env.canonical_json(file.to_json())
-    body = AEADS[aead](data_key).encrypt(nonce, _U32.pack(len(fm)) + fm + content, context)
+    plain = b"".join((_U32.pack(len(fm)), fm, content))
     wraps = [
         {
             "kid": r.kid,
@@ -121,7 +122,9 @@ def seal_message(
         }
         for r in recips
     ]
-    return env.seal(context, wraps, body, signer)
+    cipher = AEADS[aead](data_key)
+    return env.seal_with(context, wraps, len(plain) + TAG_LEN,
+                         lambda out: cipher.encrypt_into(nonce, plain, context, out), signer)
 
 
 def parse_message(data: bytes, keyring: Keyring, max_size: int = DEFAULT_MAX_MESSAGE,
@@ -163,7 +166,11 @@ def decrypt_message(h: MessageHeader, keys: dict[str, DecryptionKey]) -> tuple[F
         try:
             wrap = base64.b64decode(r["wrap"], validate=True)
             data_key = _suite(k.kem).decrypt(wrap, k.private, info=h.envelope.context)
-            plain = AEADS[h.aead](data_key).decrypt(h.nonce, h.envelope.body, h.envelope.context)
+            body = h.envelope.body
+            if len(body) < TAG_LEN:
+                raise ValueError("body shorter than the AEAD tag")
+            plain = bytearray(len(body) - TAG_LEN)
+            AEADS[h.aead](data_key).decrypt_into(h.nonce, body, h.envelope.context, plain)
         except (InvalidTag, ValueError, binascii.Error):
             raise Refusal("decrypt_failed", f"message {h.name} does not decrypt with key {k.kid}") from None
         break
@@ -180,7 +187,7 @@ def decrypt_message(h: MessageHeader, keys: dict[str, DecryptionKey]) -> tuple[F
     if _U32.size + fm_len > len(plain):
         raise Refusal("bad_format", "decrypted file metadata length is out of bounds")
     fm = FileMeta.from_json(env.parse_json(plain[_U32.size : _U32.size + fm_len], "file metadata", dict))
-    content = plain[_U32.size + fm_len :]
+    content = bytes(memoryview(plain)[_U32.size + fm_len :])
     if len(content) != h.size:
         raise Refusal("mismatch", f"message {h.name} content is {len(content)} bytes, header says {h.size}")
     return fm, content

@@ -29,6 +29,17 @@ def _abs_prefixes(v: list) -> str | None:
     return f"must be absolute paths without '..', not {bad[0]!r}" if bad else None
 
 
+def _post_apply_ok(v: dict) -> str | None:
+    for path, cmd in v.items():
+        if not isinstance(path, str) or not path.startswith("/"):
+            return f"keys must be absolute destination paths, not {path!r}"
+        ok = (isinstance(cmd, str) and cmd.strip()) or (
+            isinstance(cmd, list) and cmd and all(isinstance(x, str) and x for x in cmd))
+        if not ok:
+            return f"command for {path} must be a non-empty string or list of strings"
+    return None
+
+
 MULTICAST = c.Schema(
     enabled=c.Opt(bool, True, "listen for multicast alerts"),
     group=c.Opt(str, "239.2.11.71", "multicast group"),
@@ -52,11 +63,15 @@ SCHEMA = c.Schema(
     poll_mean_s=c.Opt(float, 600.0, "mean poll interval, seconds", c.positive),
     watch=c.Opt(bool, True, "hold a long-poll watch on the best master"),
     concurrency=c.Opt(int, 8, "target concurrent fetches at a master (C in the backoff)", c.positive),
-    post_apply=c.Opt(dict, {}, "destination path -> local command run after it changes"),
+    post_apply=c.Opt(dict, {}, "destination path -> local command run after it changes",
+                     _post_apply_ok),
     post_apply_timeout_s=c.Opt(float, 60.0, "timeout of a post_apply command", c.positive),
     metrics_listen=c.Opt(str, "0.0.0.0:9413", "host:port of /metrics and /healthz", c.host_port),
     max_message=c.Opt(int, DEFAULT_MAX_MESSAGE, "largest message accepted, bytes", c.positive),
     max_index=c.Opt(int, DEFAULT_MAX_INDEX, "largest index accepted, bytes", c.positive),
+    alert_verify_rate=c.Opt(float, 100.0, "alert signature checks per second, all sources", c.positive),
+    alert_verify_per_source=c.Opt(float, 5.0, "alert signature checks per second per source address",
+                                  c.positive),
     connect_timeout_s=c.Opt(float, 5.0, "HTTP connect timeout", c.positive),
     read_timeout_s=c.Opt(float, 30.0, "HTTP read timeout", c.positive),
 )

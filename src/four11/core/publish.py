@@ -169,6 +169,10 @@ class Four11Dir:
             return None
         return parse_index(data, self.keyring, now=self.clock(), check_expiry=False)
 
+    def set_recipient(self, group: str, key: RecipientKey) -> None:
+        """Encrypt messages of ``group`` to ``key`` instead of the keys dir's choice."""
+        self._recipients[grp.normalize(group)] = key
+
     def recipient(self, group: str) -> RecipientKey:
         if group not in self._recipients:
             if self.keys_dir is None:
@@ -208,7 +212,7 @@ class Four11Dir:
             version = self._write_index(old, list(entries.values()), now)
             alert_file = None
             if alert:
-                alert_file = self._write_alert(version, {e.group for e in changed}, now)
+                alert_file = self._write_alert(version, self._masters(old), {e.group for e in changed}, now)
             self._collect_garbage(entries.values(), now)
         return PutResult(version, changed, alert_file)
 
@@ -219,7 +223,9 @@ class Four11Dir:
             old = self.current_index()
             now = self.clock()
             version = self._write_index(old, list(old.entries) if old else [], now)
-            alert_file = self._write_alert(version, set(groups), now) if alert else None
+            alert_file = (
+                self._write_alert(version, self._masters(old), set(groups), now) if alert else None
+            )
         return PutResult(version, [], alert_file)
 
     def remove(self, names: Iterable[tuple[str, str]]) -> PutResult:
@@ -247,13 +253,13 @@ class Four11Dir:
         atomic_write(self.path / INDEX_FILE, encode_index(idx, self.signer), 0o644)
         return version
 
-    def _write_alert(self, version: int, groups: set[str], now: float) -> Path:
+    def _write_alert(self, version: int, masters: list[str], groups: set[str], now: float) -> Path:
         spool = self.path / ALERT_DIR
         spool.mkdir(mode=0o755, exist_ok=True)
         prev = self.newest_alert()
         if prev is not None and prev.issued > now - self.alert_ttl_s:
             groups |= set(prev.groups)  # a node that missed the earlier alert still hears it
-        a = Alert(version, self._masters(self.current_index()), sorted(groups or {grp.ROOT}),
+        a = Alert(version, masters, sorted(groups or {grp.ROOT}),
                   int(now), int(now) + self.alert_ttl_s)
         target = spool / f"{version}{ALERT_SUFFIX}"
         atomic_write(target, encode_alert(a, self.signer), 0o644)

@@ -129,9 +129,9 @@ class Node:
         if h.group not in self.policy.groups:
             raise Refusal("wrong_group", f"message {h.name} is for group {h.group}, not this node's")
         fm, content = decrypt_message(h, self.keys)
+        check_allowed(fm.path, self.policy.allow_paths)
         if message_name(fm.path) != h.name:
             raise Refusal("mismatch", f"message {h.name} carries destination {fm.path}")
-        check_allowed(fm.path, self.policy.allow_paths)
         return fm, content
 
     def render(self, fm: FileMeta, content: bytes) -> bytes:
