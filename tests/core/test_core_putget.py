@@ -339,3 +339,39 @@ def test_compute_key_cannot_open_nas_message(c):
     assert r.returncode != 0
     assert "no_key" in r.stderr and "/nas" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_put_with_a_bad_argument_writes_nothing(c):
+    good = c.source("etc/motd", "x\n")
+    r = c.put(str(good), str(c.src / "etc/missing"), check=False)
+    assert r.returncode != 0 and "etc/missing" in r.stderr and r.stderr.count("\n") == 1
+    assert not (c.d / "index").exists()
+
+
+def test_see_and_direct_alert(c):
+    import json
+    import socket
+
+    from four11.core.alert import parse_alert
+    from four11.core.keys import load_keyring
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(20)
+        port = s.getsockname()[1]
+        r = c.put("--see", "--group", "/compute", "--alert", f"127.0.0.1:{port}",
+                  str(c.source("etc/motd", "secret text\n")))
+        data, _ = s.recvfrom(2048)
+    shown = json.loads(r.stdout)
+    assert shown["header"]["name"] == "etc.motd" and shown["header"]["group"] == "/compute"
+    assert "secret text" not in r.stdout
+    a = parse_alert(data, load_keyring(c.keys), now=time.time())
+    assert a.version == c.four11dir().current_index().version and a.groups == ["/compute"]
+    assert a.masters == ["http://frontend:8411/411.d/"]
+    spooled = list((c.d / "alerts").iterdir())
+    assert [p.read_bytes() for p in spooled] == [data]
+
+
+def test_noalert_spools_nothing(c):
+    c.put("--noalert", str(c.source("etc/motd", "x\n")))
+    assert not (c.d / "alerts").exists() or not list((c.d / "alerts").iterdir())
