@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import cli
 from four11.core import config as c
 from four11.core import nodeconfig
 from four11.core.errors import ConfigError
+from testlib import cli
 
 
 def test_precedence_flag_env_file(tmp_path):

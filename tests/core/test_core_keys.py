@@ -5,7 +5,6 @@ import stat
 
 import pytest
 
-from conftest import cli
 from four11.core.errors import ConfigError
 from four11.core.keys import (
     load_decryption_key,
@@ -14,6 +13,7 @@ from four11.core.keys import (
     load_signing_key,
     recipient_for_group,
 )
+from testlib import cli
 
 
 def mode(p) -> int:

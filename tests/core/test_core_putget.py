@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, node_key_dir
 from four11.core.fsutil import atomic_write
 from four11.core.index import Entry, Index, encode_index
 from four11.core.keys import keygen, load_signing_key, recipient_for_group
 from four11.core.message import FileMeta, seal_message
 from four11.core.publish import Four11Dir, PutItem, read_item
+from testlib import cli, node_key_dir
 
 
 class Cluster:
@@ -157,7 +157,7 @@ def test_serial_and_version_strictly_increase(c):
 def test_concurrent_411put_runs_lose_no_entry(c):
     import subprocess
 
-    from conftest import BIN
+    from testlib import BIN
 
     files = [c.source(f"etc/many/f{i}", f"{i}\n") for i in range(16)]
     procs = [subprocess.Popen([str(BIN / "411put"), "--411dir", str(c.d), "--keys", str(c.keys),

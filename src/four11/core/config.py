@@ -160,6 +160,11 @@ def load(
     return cfg
 
 
+def from_mapping(schema: Schema, values: Mapping, origin: str = "configuration") -> dict:
+    """Defaults < values, checked like a file (for a service configured from code)."""
+    return _merge(defaults(schema), _apply_schema(schema, values, origin))
+
+
 def add_flags(parser: argparse.ArgumentParser, schema: Schema, skip: tuple[str, ...] = ()) -> None:
     """One --flag-with-dashes per top-level scalar/list key; default None so the file and
     environment are not overridden unless the flag is given."""

@@ -1,0 +1,1 @@
+"""The fileserver: serves the message volume over HTTP (ETag/304, long-poll watch, node tracking)."""
