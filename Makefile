@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint bench clean
+.PHONY: venv deps test lint bench deploy-test clean
 
 $(BIN)/pytest: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,14 +13,23 @@ $(BIN)/pytest: pyproject.toml
 
 venv: $(BIN)/pytest
 
+# System tools the deployment tests use (docker engine, helm, compose, promtool, ...);
+# idempotent, a no-op once installed.
+deps: venv
+	bash scripts/ci-deps.sh
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 
-test: venv lint
+test: deps lint
 	$(BIN)/pytest -q
 
 bench: venv
 	$(BIN)/python bench/crypto.py
+	$(BIN)/python bench/fileserver.py
+
+deploy-test: deps
+	bash scripts/ci-docker.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
