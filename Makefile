@@ -27,6 +27,7 @@ test: deps lint
 bench: venv
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/fileserver.py
+	$(BIN)/python bench/publisher.py
 
 deploy-test: deps
 	bash scripts/ci-docker.sh

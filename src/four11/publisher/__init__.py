@@ -1,0 +1,1 @@
+"""The publisher service: turns the file list into signed, encrypted messages and keeps them current."""
