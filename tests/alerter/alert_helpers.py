@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,14 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from four11.core.alert import Alert, encode_alert
 from four11.core.fsutil import atomic_write
 from four11.core.keys import SigningKey, load_signing_key
+from testlib import BIN, until, wait_until  # noqa: F401  (re-exported to the tests)
+from testlib import cli as run_cli  # noqa: F401
 
-BIN = Path(sys.executable).parent
 GROUP = "239.2.11.71"
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    prog, *rest = args
-    return subprocess.run([str(BIN / prog), *rest], capture_output=True, timeout=timeout)
 
 
 def signer(keys: Path) -> SigningKey:
@@ -84,28 +77,6 @@ class Receiver:
         self._stop.set()
         self._t.join(timeout=5)
         self.sock.close()
-
-
-def wait_until(cond, timeout: float = 15.0, step: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
-
-
-async def until(cond, timeout: float = 15.0, step: float = 0.02, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(step)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

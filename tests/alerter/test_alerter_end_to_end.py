@@ -96,11 +96,11 @@ def test_alerter_cli_sends_and_stops_on_sigterm(tmp_path, master_keys):
 
     r = run_cli("411", "alerter", "--411dir", str(tmp_path), "--multicast-group", "10.1.2.3")
     assert r.returncode == 2
-    assert r.stderr.decode() == ("411 alerter: command line: multicast.group: must be an IPv4 "
+    assert r.stderr == ("411 alerter: command line: multicast.group: must be an IPv4 "
                                  "multicast address (224.0.0.0/4), got '10.1.2.3'\n")
     r = run_cli("411", "alerter", "--411dir", str(tmp_path), "--verify-key", str(tmp_path / "nope.pub"))
     assert r.returncode == 2
-    assert r.stderr.decode() == f"411 alerter: key file {tmp_path / 'nope.pub'} does not exist\n"
+    assert r.stderr == f"411 alerter: key file {tmp_path / 'nope.pub'} does not exist\n"
 
 
 @pytest.mark.slow

@@ -8,16 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from four11.fileserver.server import FileServer
+from testlib import BIN, until, wait_until  # noqa: F401  (re-exported to the tests)
 
 LARGE = 3 * 1024 * 1024 + 17  # above the in-memory limit: streamed from the file
 
@@ -82,18 +79,6 @@ def request(port: int, path: str, method: str = "GET", headers: dict | None = No
         c.close()
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-BIN = Path(sys.executable).parent
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

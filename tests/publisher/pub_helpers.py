@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,27 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from four11.core.index import parse_index
 from four11.core.keys import load_keyring
-
-BIN = Path(sys.executable).parent
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run a console script of this package as an admin would."""
-    prog, *rest = args
-    return subprocess.run([str(BIN / prog), *rest], capture_output=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-
-
-def wait_until(cond, timeout: float = 15.0, step: float = 0.05, what: str = "condition"):
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
+from testlib import BIN, until, wait_until  # noqa: F401  (re-exported to the tests)
+from testlib import cli as run_cli  # noqa: F401
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -83,15 +60,3 @@ class Site:
 
     def serials(self) -> dict[str, int]:
         return {e.name: e.serial for e in self.index().entries}
-
-
-async def until(cond, timeout: float = 15.0, step: float = 0.05, what: str = "condition"):
-    """``wait_until`` for coroutines: sleeps without blocking the services under test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(step)

@@ -107,4 +107,4 @@ def test_kill_9_while_publishing_500_files_leaves_a_consistent_dir(tmp_path, mas
     r = run_cli("411get", "--master", str(site.msgs), "--keys", str(node), "--state-dir",
                 str(site.root / "nstate"), "etc.many.f499")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.decode() == f"499 generation {generation[0]}\n"
+    assert r.stdout == f"499 generation {generation[0]}\n"

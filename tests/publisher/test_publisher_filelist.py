@@ -86,11 +86,11 @@ def test_cli_refuses_malformed_list_at_start_with_exact_text(tmp_path, master_ke
     _write(site, CASES[0][0])
     r = run_cli("411", "publisher", "--config", str(site.config))
     assert r.returncode == 2
-    assert r.stderr.decode() == f"411 publisher: {_expected(site, CASES[0][1])}\n"
+    assert r.stderr == f"411 publisher: {_expected(site, CASES[0][1])}\n"
     assert not site.msgs.exists()  # nothing was published
     r = run_cli("411", "commit", "--config", str(site.config))
     assert r.returncode == 2
-    assert r.stderr.decode() == f"411 commit: {_expected(site, CASES[0][1])}\n"
+    assert r.stderr == f"411 commit: {_expected(site, CASES[0][1])}\n"
 
 
 def test_entries_expand_to_destinations(tmp_path, master_keys):

@@ -116,12 +116,12 @@ def test_commit_and_restart_work_without_a_running_publisher(master_keys, tmp_pa
     assert r.returncode == 0, r.stderr
     serial = site.serials()["etc.hosts"]
     v1 = site.index().version
-    assert r.stderr.decode().splitlines() == [
+    assert r.stderr.splitlines() == [
         f"published / etc.hosts {serial}",
         f"1 published, 0 unchanged, 0 removed, 0 errors; index version {v1} (published directly)",
     ]
     r = run_cli("411", "commit", "--config", cfg)
-    assert r.stderr.decode().splitlines()[-1] == (
+    assert r.stderr.splitlines()[-1] == (
         f"0 published, 1 unchanged, 0 removed, 0 errors; index version {v1} (published directly)")
 
     # a node reads it
@@ -132,7 +132,7 @@ def test_commit_and_restart_work_without_a_running_publisher(master_keys, tmp_pa
     r = run_cli("411get", "--master", str(site.msgs), "--keys", str(node), "--state-dir",
                 str(tmp_path / "nstate"), "etc.hosts")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.decode().endswith("10.0.0.1 a\n")
+    assert r.stdout.endswith("10.0.0.1 a\n")
 
     # key rotation: new cluster key, then 411 restart re-encrypts everything and re-alerts
     fresh = tmp_path / "fresh"
@@ -152,4 +152,4 @@ def test_commit_and_restart_work_without_a_running_publisher(master_keys, tmp_pa
     # a node holding only the old key can no longer read it
     r = run_cli("411get", "--master", str(site.msgs), "--keys", str(node), "--state-dir",
                 str(tmp_path / "nstate"), "etc.hosts")
-    assert r.returncode == 1 and b"no_key" in r.stderr
+    assert r.returncode == 1 and "no_key" in r.stderr

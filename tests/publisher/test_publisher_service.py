@@ -136,7 +136,7 @@ def test_commit_and_restart_reach_the_running_publisher(tmp_path, master_keys):
         wait_until(lambda: sock.exists() and (site.msgs / "index").exists(), 20, what="the publisher")
         second = run_cli("411", "publisher", "--config", cfg)
         assert second.returncode == 2
-        assert second.stderr.decode() == (
+        assert second.stderr == (
             f"411 publisher: another publisher is running (control socket {sock})\n")
 
         s1 = site.serials()["etc.hosts"]
@@ -146,7 +146,7 @@ def test_commit_and_restart_reach_the_running_publisher(tmp_path, master_keys):
         s2 = site.serials()["etc.hosts"]
         assert s2 > s1
         v = site.index().version
-        assert r.stderr.decode().splitlines() == [
+        assert r.stderr.splitlines() == [
             f"published / etc.hosts {s2}",
             f"1 published, 0 unchanged, 0 removed, 0 errors; index version {v} (running publisher)",
         ]
@@ -154,7 +154,7 @@ def test_commit_and_restart_reach_the_running_publisher(tmp_path, master_keys):
         assert r.returncode == 0, r.stderr
         s3 = site.serials()["etc.hosts"]
         assert s3 > s2
-        assert r.stderr.decode().endswith("(running publisher)\n")
+        assert r.stderr.endswith("(running publisher)\n")
 
         hosts.write_text("10.0.0.1 a\n")
         proc.send_signal(signal.SIGUSR1)  # the signal does what 411 commit does
