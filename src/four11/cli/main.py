@@ -21,6 +21,9 @@ COMMANDS = {
     "commit": "four11.publisher.control",
     "restart": "four11.publisher.control",
     "status": "four11.fileserver.status",
+    "export-node-keys": "four11.cli.export_keys",
+    "keygen-secret": "four11.cli.keysecret",
+    "demo": "four11.cli.demo",
 }
 
 
