@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv deps test lint bench deploy-test clean
+.PHONY: venv deps test lint bench bench-cluster deploy-test clean
 
 $(BIN)/pytest: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: venv
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/fileserver.py
 	$(BIN)/python bench/publisher.py
+
+bench-cluster: deps
+	$(BIN)/python bench/convergence.py
 
 deploy-test: deps
 	bash scripts/ci-docker.sh

@@ -46,3 +46,13 @@ if [ ! -x "$PLUGIN" ]; then
 fi
 "$BIN/helm" version --short
 "$PLUGIN" version --short
+
+# tests/cluster: network namespaces on a bridge (iproute2) and packet drops (iptables;
+# tc netem is used where the kernel has sch_netem, iptables' statistic match otherwise)
+cluster_need=()
+command -v ip >/dev/null || cluster_need+=(iproute2)
+command -v iptables >/dev/null || cluster_need+=(iptables)
+if [ ${#cluster_need[@]} -gt 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${cluster_need[@]}"
+fi

@@ -1,0 +1,1 @@
+"""Test harnesses that drive the real services (not imported by any service)."""
