@@ -102,6 +102,14 @@ def test_round_trip_owner_mode_bytes(c):
     assert "applied /etc/motd" in r.stderr
 
 
+def test_all_creates_a_missing_root_prefix(c):
+    c.put(str(c.source("etc/motd", "hi\n")))
+    shutil.rmtree(c.root)
+    r = c.get("--all")
+    assert r.returncode == 0, r.stderr
+    assert c.node_file("/etc/motd").read_text() == "hi\n"
+
+
 def test_list_and_print(c):
     c.put(str(c.source("etc/motd", "hi\n")))
     c.put("--group", "/nas", str(c.source("etc/exports", "/export *\n")))

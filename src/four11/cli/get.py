@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"applied, {rep.unchanged} unchanged, {len(rep.refused)} refused", file=sys.stderr)
             return EXIT_OK if rep.ok else EXIT_REFUSED
 
+        if a.all:  # a fresh --root prefix (e.g. a demo dir) is created like any missing parent
+            os.makedirs(cfg["root"], mode=0o755, exist_ok=True)
         action = all_ if a.all else print_ if a.name else list_
         return asyncio.run(_with_failover(node, cfg["masters"], nid, action))
 
