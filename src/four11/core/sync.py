@@ -61,6 +61,7 @@ class SyncReport:
     refused: list[tuple[Entry, Refusal]] = field(default_factory=list)
     unchanged: int = 0
     nodes: int | None = None
+    fetch_s: float = 0.0  # time spent waiting on the master: t in the agents' backoff
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,14 @@ class Node:
         self.state = state
         self.clock = clock
         self.index_etag: str | None = None
+        self.fetch_s = 0.0  # time spent in src.get, summed; a sync reports its share
+
+    async def _get(self, src: Source, rel: str, max_size: int, **kw) -> Fetched:
+        t0 = time.monotonic()
+        try:
+            return await src.get(rel, max_size, **kw)
+        finally:
+            self.fetch_s += time.monotonic() - t0
 
     # -- index -----------------------------------------------------------------------------
 
@@ -105,8 +114,8 @@ class Node:
     async def fetch_index(self, src: Source, conditional: bool = False,
                           wait: int | None = None) -> tuple[Index | None, Fetched]:
         """The verified index, or None on 304."""
-        f = await src.get(INDEX_FILE, self.policy.max_index,
-                          etag=self.index_etag if conditional else None, wait=wait)
+        f = await self._get(src, INDEX_FILE, self.policy.max_index,
+                            etag=self.index_etag if conditional else None, wait=wait)
         if f.status == 304:
             return None, f
         idx = self.accept_index(f.body)
@@ -157,7 +166,7 @@ class Node:
         if entry.size > self.policy.max_message:
             raise Refusal("too_large",
                           f"message {entry.name} is {entry.size} bytes, limit {self.policy.max_message}")
-        f = await src.get(entry.file, entry.size)
+        f = await self._get(src, entry.file, entry.size)
         return self.check_message(f.body, entry)
 
     async def apply_entry(self, src: Source, entry: Entry) -> Applied:
@@ -179,6 +188,14 @@ class Node:
         """Bring this node up to the master's index. Index refusals raise; per-message
         refusals are collected in the report and leave their files untouched."""
         rep = SyncReport()
+        fetched_before = self.fetch_s
+        try:
+            return await self._sync(src, rep, conditional, post_apply, index)
+        finally:
+            rep.fetch_s = self.fetch_s - fetched_before
+
+    async def _sync(self, src: Source, rep: SyncReport, conditional: bool,
+                    post_apply: PostApply | None, index: Index | None) -> SyncReport:
         if index is None:
             index, f = await self.fetch_index(src, conditional)
             rep.nodes = f.nodes

@@ -257,7 +257,7 @@ class Agent:
         # fetch it whole so the freeze is noticed and reported
         conditional = (target is None and self.clean and trigger == "poll"
                        and self.applied_expires > self.clock())
-        result, reached, fetched, expired = "failed", False, False, 0
+        result, reached, fetched, expired, fetch_s = "failed", False, False, 0, 0.0
         urls = self.masters.ordered()
         for url in urls:
             if self.stopping:
@@ -281,6 +281,7 @@ class Agent:
                 self.masters.failure(url)
                 continue
             self.metrics.index_version.set(self.state.index_version)
+            fetch_s += rep.fetch_s
             if rep.nodes:
                 self.nodes = rep.nodes
                 self.metrics.nodes.set(rep.nodes)
@@ -319,7 +320,9 @@ class Agent:
         self.metrics.syncs.labels(trigger, result).inc()
         if fetched:
             self.metrics.fetch_seconds.observe(duration)
-            self.fetch_ewma = 0.7 * self.fetch_ewma + 0.3 * duration
+            # t is the time spent on the master's connection, not the local writes and
+            # post_apply commands: the backoff exists to bound the master's concurrency
+            self.fetch_ewma = 0.7 * self.fetch_ewma + 0.3 * fetch_s
             self.metrics.fetch_ewma.set(self.fetch_ewma)
         if reached:
             self.last_ok = self.clock()

@@ -82,7 +82,8 @@ class AgentMetrics:
         self.backoff = Gauge("four11_agent_backoff_window_seconds",
                              "Current backoff window W = N * t / C", registry=r)
         self.fetch_ewma = Gauge("four11_agent_fetch_time_ewma_seconds",
-                                "Measured sync fetch time t (moving average) used in the backoff",
+                                "Time a sync spends fetching from the master (moving average): "
+                                "t in the backoff",
                                 registry=r)
         self.post_apply = Counter("four11_agent_post_apply_total", "post_apply commands run, by result",
                                   ["result"], registry=r)
