@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core import config as cfgmod
 from ..core import nodeconfig
-from ..core.errors import ConfigError, Refusal
+from ..core.errors import MASTER_FAULTS, ConfigError, Refusal
 from ..core.source import open_source
 from ..core.state import StateCorrupt
 from ..core.sync import Node, node_from_dirs, select
@@ -53,8 +53,8 @@ async def _with_failover(node: Node, masters: list[str], node_id: str, action) -
             return await action(src)
         except Refusal as r:
             last = r
-            if r.reason in ("fetch_failed", "bad_signature", "unknown_key", "bad_format",
-                            "rollback", "expired", "too_large", "mismatch"):
+            # an expired index may be one master's stale copy: the next may be fresh
+            if r.reason in MASTER_FAULTS or r.reason == "expired":
                 if len(masters) > 1:
                     print(f"{PROG}: {src.url}: {r}", file=sys.stderr)
                 continue

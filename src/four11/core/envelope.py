@@ -68,7 +68,10 @@ def build_context(kind: bytes, meta: dict[str, Any]) -> bytes:
 
 def seal(context: bytes, ext: Any, body: bytes, signer: SigningKey) -> bytearray:
     """Finish an envelope whose context was built with build_context."""
-    return seal_with(context, ext, len(body), lambda out: out.__setitem__(slice(None), body), signer)
+    def fill(out: memoryview) -> None:
+        out[:] = body
+
+    return seal_with(context, ext, len(body), fill, signer)
 
 
 def seal_with(context: bytes, ext: Any, body_len: int, fill: Callable[[memoryview], None],

@@ -23,6 +23,11 @@ REASONS = (
     "io_error",
 )
 
+# Refusals that are the answering master's fault: another master may serve the same
+# sync correctly, so callers fail over and lower that master's score.
+MASTER_FAULTS = frozenset({"fetch_failed", "bad_signature", "unknown_key", "bad_format",
+                           "rollback", "too_large", "mismatch"})
+
 
 class Refusal(Exception):
     """Something was refused. ``reason`` is one of REASONS; ``str()`` is a one-line message."""

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ..core import groups as grp
 from ..core import nodeconfig
-from ..core.errors import ConfigError, Refusal
+from ..core.errors import MASTER_FAULTS, ConfigError, Refusal
 from ..core.index import Index
 from ..core.keys import load_keyring, load_node_keys
 from ..core.metrics import start_metrics_server
@@ -34,8 +34,6 @@ from .scheduler import Scheduler
 log = logging.getLogger("four11.agent")
 
 # Refusals that are the master's (or the network's) fault: try the next master.
-MASTER_FAULTS = frozenset({"fetch_failed", "bad_signature", "unknown_key", "bad_format",
-                           "rollback", "too_large", "mismatch"})
 RETRY_MAX_S = 300.0
 WATCH_RETRY_MAX_S = 30.0
 INITIAL_FETCH_S = 0.1  # t in the backoff before anything was measured

@@ -182,9 +182,8 @@ class Bridge:
         exec_in(self.ns(name), "iptables", "-w", *rule)
 
     @contextlib.contextmanager
-    def drop_udp(self, names: list[str], port: int = 8411) -> Iterator[None]:
-        """Alerts to these hosts are lost (their UDP port drops everything)."""
-        rule = ["INPUT", "-i", "eth0", "-p", "udp", "--dport", str(port), "-j", "DROP"]
+    def _rule_on(self, names: list[str], rule: list[str]) -> Iterator[None]:
+        """An iptables rule on each host for the duration of the block."""
         for n in names:
             self.iptables(n, "-A", *rule)
         try:
@@ -193,21 +192,18 @@ class Bridge:
             for n in names:
                 self.iptables(n, "-D", *rule)
 
-    @contextlib.contextmanager
-    def loss(self, names: list[str], probability: float) -> Iterator[None]:
+    def drop_udp(self, names: list[str], port: int = 8411) -> contextlib.AbstractContextManager[None]:
+        """Alerts to these hosts are lost (their UDP port drops everything)."""
+        return self._rule_on(names, ["INPUT", "-i", "eth0", "-p", "udp", "--dport", str(port),
+                                     "-j", "DROP"])
+
+    def loss(self, names: list[str], probability: float) -> contextlib.AbstractContextManager[None]:
         """Random loss of every packet a host receives. Every packet on the bridge enters
         exactly one host, so applying it to all hosts is ``probability`` loss on the bridge.
         (tc netem would do the same, but needs the sch_netem module, which not every
         kernel has; iptables' statistic match is always there.)"""
-        rule = ["INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
-                "--probability", str(probability), "-j", "DROP"]
-        for n in names:
-            self.iptables(n, "-A", *rule)
-        try:
-            yield
-        finally:
-            for n in names:
-                self.iptables(n, "-D", *rule)
+        return self._rule_on(names, ["INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
+                                     "--probability", str(probability), "-j", "DROP"])
 
     def netem_supported(self) -> bool:
         p = exec_in(self.br, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
