@@ -46,7 +46,9 @@ def test_an_edited_source_is_published_within_two_seconds(tmp_path, master_keys)
             e = idx.find("etc.hosts", "/")
             assert e.serial > first.find("etc.hosts", "/").serial
             assert (site.msgs / e.file).stat().st_size == e.size
-            assert (site.msgs / "alerts" / f"{idx.version}.alert").exists()
+            # the alert lands just after the index (message, index, alert): wait, don't race
+            await until(lambda: (site.msgs / "alerts" / f"{idx.version}.alert").exists(), 10,
+                        what="the alert for the new index")
             reg = pub.metrics.registry  # the gauges follow right after the index is written
             await until(lambda: reg.get_sample_value("four11_publisher_publishes_total",
                                                      {"result": "ok"}) == 2, what="the round's metrics")
