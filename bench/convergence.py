@@ -40,10 +40,7 @@ import statistics
 import tempfile
 import threading
 import time
-import types
 from pathlib import Path
-
-import aiohttp
 
 from four11.core.source import HttpSource, Timeouts
 from four11.testing import netns
@@ -51,7 +48,8 @@ from four11.testing.cluster import Cluster, Published, metric_sum, wait_until
 
 ORIGINAL = (124, 20.0)  # Rocks 411 manual: 124 nodes converge in about 20 s
 DEST = "/etc/cluster.conf"
-PREFIX = "f411b-"  # not the tests' prefix: a test run must not remove a running benchmark
+PREFIX = "f411b-"
+SHM = "/dev/shm"  # not the tests' prefix: a test run must not remove a running benchmark
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -100,6 +98,23 @@ def run_processes(k: int, publishes: int, work: Path) -> tuple[list[float], floa
         return lasts, peak(c), None
 
 
+class CountingSource(HttpSource):
+    """The agent's HTTP source, counting requests sent and not yet answered over all agents."""
+
+    def __init__(self, sim: Simulated, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.sim = sim
+
+    async def get(self, *args, **kw):
+        sim = self.sim
+        sim.in_flight += 1
+        sim.peak_in_flight = max(sim.peak_in_flight, sim.in_flight)
+        try:
+            return await super().get(*args, **kw)
+        finally:
+            sim.in_flight -= 1
+
+
 class Simulated:
     """N real agents sharing one event loop in a thread inside the "sim" namespace."""
 
@@ -121,8 +136,11 @@ class Simulated:
                                "interface": self.addr})
         self.cfgs = []
         self.roots = []
+        # node roots and state on tmpfs: the nodes share one disk here, where a real node's
+        # fsyncs run on its own disk in parallel with every other node's
+        self.base = Path(tempfile.mkdtemp(prefix="f411-sim-", dir=SHM if Path(SHM).is_dir() else None))
         for i in range(n):
-            d = c.work / "sim" / f"s{i:05d}"
+            d = self.base / f"s{i:05d}"
             (d / "root" / "etc").mkdir(parents=True)
             (d / "state").mkdir()
             self.cfgs.append({**base, "node_id": f"sim-{i:05d}", "state_dir": str(d / "state"),
@@ -146,49 +164,30 @@ class Simulated:
             self.thread.start()
 
         async def up() -> None:
-            trace = self._trace()
             for cfg in self.cfgs[first:last]:
                 a = Agent(cfg)
-                # the agent's own HttpSource, given a session that counts requests in flight
+                # the agent's own HttpSource, counting the requests in flight over all agents
                 for url in cfg["masters"]:
-                    session = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=4), auto_decompress=False,
-                        trace_configs=[trace])
-                    a._sources[url] = HttpSource(url, cfg["node_id"], Timeouts(
-                        cfg["connect_timeout_s"], cfg["read_timeout_s"]), session)
+                    a._sources[url] = CountingSource(self, url, cfg["node_id"], Timeouts(
+                        cfg["connect_timeout_s"], cfg["read_timeout_s"]))
                 await a.start()
                 self.agents.append(a)
 
         asyncio.run_coroutine_threadsafe(up(), self.loop).result(600)
 
-    def _trace(self) -> aiohttp.TraceConfig:
-        async def start(_s: object, ctx: types.SimpleNamespace, _p: object) -> None:
-            ctx.counted = True
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-
-        async def end(_s: object, ctx: types.SimpleNamespace, _p: object) -> None:
-            if getattr(ctx, "counted", False):  # a failed connect never sent its headers
-                ctx.counted = False
-                self.in_flight -= 1
-
-        t = aiohttp.TraceConfig()
-        t.on_request_headers_sent.append(start)
-        t.on_request_end.append(end)
-        t.on_request_exception.append(end)
-        return t
-
     def stop(self) -> None:
         async def down() -> None:
             await asyncio.gather(*(a.stop() for a in self.agents), return_exceptions=True)
-            for a in self.agents:
-                for src in a._sources.values():
-                    if isinstance(src, HttpSource) and src._session is not None:
-                        await src._session.close()
 
         asyncio.run_coroutine_threadsafe(down(), self.loop).result(600)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def cpu_s(self) -> float:
+        """CPU time of the thread running every simulated agent."""
+        assert self.thread.ident is not None
+        return time.clock_gettime(time.pthread_getcpuclockid(self.thread.ident))
 
     def converged(self, pub: Published, timeout: float) -> float:
         # cheap to poll (no I/O): then read the apply times off the files
@@ -208,9 +207,13 @@ def run_simulated(n: int, publishes: int, work: Path) -> tuple[list[float], floa
         sim = Simulated(c, n)
         c.publish(DEST, b"initial\n")
         sim.start(0, 1)  # one agent alone: its t is a real node's t
-        for i in range(3):
+        lone, ts = sim.agents[0], []
+        for i in range(5):
+            lone.fetch_ewma = 0.0  # so that after one sync it holds 0.3 * that sync's t
             sim.converged(c.publish(DEST, f"lone {i}\n".encode()), 60)
-        t_lone = sim.agents[0].fetch_ewma
+            time.sleep(0.2)  # the agent sets t just after it marks the version synced
+            ts.append(lone.fetch_ewma / 0.3)
+        t_lone = statistics.median(ts)
         t0 = time.monotonic()
         sim.start(1, n)
         print(f"  N={n}: {n} agents started in {time.monotonic() - t0:.1f} s; a lone agent's "
@@ -221,16 +224,22 @@ def run_simulated(n: int, publishes: int, work: Path) -> tuple[list[float], floa
             sim.converged(c.publish(DEST, b"warm-up\n"), 600)
             restart_fileserver(c)
             teach_nodes(c, [cfg["node_id"] for cfg in sim.cfgs])
-            lasts = []
+            lasts: list[float] = []
+            cpus: list[float] = []
             sim.peak_in_flight = 0
             for i in range(publishes):
                 for a in sim.agents:
                     a.fetch_ewma = t_lone
                 ws = sorted(a.window() for a in sim.agents)
+                cpu0 = sim.cpu_s()
                 lasts.append(sim.converged(c.publish(DEST, f"publish {i}\n".encode()), 600))
+                cpus.append((sim.cpu_s() - cpu0) / n)
                 print(f"  N={n} publish {i}: last node {lasts[-1]:.2f} s; backoff window W median "
-                      f"{ws[len(ws) // 2]:.2f} s; most requests in flight so far "
-                      f"{sim.peak_in_flight}", flush=True)
+                      f"{ws[len(ws) // 2]:.2f} s; simulator CPU {cpus[-1] * 1000:.2f} ms per node; "
+                      f"most requests in flight so far {sim.peak_in_flight}", flush=True)
+            print(f"  N={n}: the one simulator thread needs N x {statistics.median(cpus) * 1000:.2f} ms "
+                  f"= {n * statistics.median(cpus):.2f} s of CPU per publish (alert, fetch, verify, "
+                  "decrypt, write), a floor for the time to the last node here", flush=True)
             return lasts, peak(c), sim.peak_in_flight
         finally:
             sim.stop()

@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..core import config as c
 from ..core.errors import Refusal
-from ..core.metrics import build_info, start_metrics_server
+from ..core.metrics import MetricsServer, build_info, start_metrics_server
 from .config import SCHEMA
 from .spool import Spool, SpooledAlert, load_verify
 from .targets import Addr, Targets
@@ -80,7 +79,7 @@ class Alerter:
         self._changed = asyncio.Event()
         self._socks: dict[int, socket.socket] = {}
         self._tasks: list[asyncio.Task] = []
-        self._runner: web.AppRunner | None = None
+        self._runner: MetricsServer | None = None
         self._counters = {(ch, res): self.metrics.sent.labels(ch, res)  # no label lookup per datagram
                           for ch in CHANNELS for res in RESULTS}
 

@@ -37,14 +37,16 @@ class Lifecycle:
                 log.exception("reload failed; keeping the running configuration")
 
 
-def run(main: Callable[[Lifecycle], Awaitable[int]]) -> int:
-    """Run ``main(lifecycle)`` on a fresh loop (uvloop when installed)."""
-    try:
-        import uvloop  # type: ignore[import-not-found]
+def run(main: Callable[[Lifecycle], Awaitable[int]], fast_loop: bool = True) -> int:
+    """Run ``main(lifecycle)`` on a fresh loop: uvloop when installed and ``fast_loop``
+    (the servers' choice; the node agent serves a few sockets and saves uvloop's memory)."""
+    if fast_loop:
+        try:
+            import uvloop  # type: ignore[import-not-found]
 
-        uvloop.install()
-    except ImportError:
-        pass
+            uvloop.install()
+        except ImportError:
+            pass
 
     async def wrapper() -> int:
         lc = Lifecycle()

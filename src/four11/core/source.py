@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-
+from . import httpclient
 from .errors import Refusal
 
 HEADER_NODE = "X-Four11-Node"
@@ -67,30 +66,27 @@ class DirSource:
             raise Refusal("too_large", f"{rel} from {self.url} is over the limit of {max_size} bytes")
         return Fetched(200, data)
 
+    def close_idle(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 
 
 class HttpSource:
-    """A fileserver. One aiohttp session per source; reads are capped at max_size."""
+    """A fileserver. Reads are capped at max_size; connections are kept for the requests
+    of one sync and closed by ``close_idle`` after it (a node syncs rarely)."""
 
-    def __init__(self, url: str, node_id: str | None = None, timeouts: Timeouts | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, url: str, node_id: str | None = None, timeouts: Timeouts | None = None) -> None:
         self.url = normalize_master(url)
         self.node_id = node_id
         self.timeouts = timeouts or Timeouts()
-        self._session = session
-        self._own_session = session is None
+        u = urlsplit(self.url)
+        default = 443 if u.scheme == "https" else 80
+        self._client = httpclient.Client(u.scheme, u.hostname or "", u.port or default,
+                                         self.timeouts.connect, self.timeouts.read)
+        self._path = u.path
         self.have: int | None = None  # index version reported in X-Four11-Have
-
-    def _sess(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=60),
-                auto_decompress=False,
-            )
-            self._own_session = True
-        return self._session
 
     async def get(self, rel: str, max_size: int, etag: str | None = None,
                   headers: dict[str, str] | None = None, wait: int | None = None) -> Fetched:
@@ -101,40 +97,35 @@ class HttpSource:
             h[HEADER_HAVE] = str(self.have)
         if etag:
             h["If-None-Match"] = etag
-        url = self.url + quote(rel)
+        target = self._path + quote(rel)
         if wait is not None:
-            url += f"?wait={wait}"
+            target += f"?wait={wait}"
+        url = self.url + target[len(self._path):]
         read = self.timeouts.read if wait is None else self.timeouts.read + 120
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect,
-                                        sock_read=read)
         try:
-            async with self._sess().get(url, headers=h, timeout=timeout,
-                                        allow_redirects=False) as r:
-                nodes = r.headers.get(HEADER_NODES)
-                n = int(nodes) if nodes and nodes.isdigit() else None
-                if r.status == 304:
-                    return Fetched(304, etag=etag, nodes=n)
-                if r.status != 200:
-                    raise Refusal("fetch_failed", f"{url}: HTTP {r.status}")
-                if (r.content_length or 0) > max_size:
-                    raise Refusal("too_large", f"{url} is {r.content_length} bytes, limit {max_size}")
-                body = bytearray()
-                async for chunk in r.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > max_size:
-                        raise Refusal("too_large", f"{url} sent more than the limit of {max_size} bytes")
-                return Fetched(200, bytes(body), r.headers.get("ETag"), n)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise Refusal("fetch_failed", f"{url}: {type(e).__name__} {e}".strip()) from None
+            r = await self._client.get(target, h, max_size, read)
+        except httpclient.BodyTooLarge as e:
+            raise Refusal("too_large", f"{url} is over the limit: {e}") from None
+        except httpclient.HttpError as e:
+            raise Refusal("fetch_failed", f"{url}: {e}") from None
+        nodes = r.headers.get("x-four11-nodes")
+        n = int(nodes) if nodes and nodes.isdigit() else None
+        if r.status == 304:
+            return Fetched(304, etag=etag, nodes=n)
+        if r.status != 200:
+            raise Refusal("fetch_failed", f"{url}: HTTP {r.status}")
+        return Fetched(200, r.body, r.headers.get("etag"), n)
+
+    def close_idle(self) -> None:
+        self._client.close_idle()
 
     async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
+        self._client.close_idle()
 
 
-def open_source(url: str, node_id: str | None = None, timeouts: Timeouts | None = None,
-                session: aiohttp.ClientSession | None = None) -> DirSource | HttpSource:
+def open_source(url: str, node_id: str | None = None,
+                timeouts: Timeouts | None = None) -> DirSource | HttpSource:
     u = normalize_master(url)
     if u.startswith("file://"):
         return DirSource(u)
-    return HttpSource(u, node_id, timeouts, session)
+    return HttpSource(u, node_id, timeouts)

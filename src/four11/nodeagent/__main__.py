@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         await agent.stop()
         return 0
 
-    return run(service)
+    return run(service, fast_loop=False)
 
 
 if __name__ == "__main__":

@@ -313,6 +313,8 @@ class Agent:
                     log.error("every master offers an expired index: keeping the current files "
                               "(index version %d); the publisher must re-sign", self.synced_version)
                 self.frozen = True
+        for src in self._sources.values():
+            src.close_idle()  # the next sync may be minutes away: hold nothing on the master
         self.metrics.frozen.set(1 if self.frozen else 0)
         duration = time.monotonic() - t0
         self.metrics.syncs.labels(trigger, result).inc()

@@ -20,11 +20,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ..core.errors import ConfigError
-from ..core.metrics import start_metrics_server
+from ..core.metrics import MetricsServer, start_metrics_server
 from . import config as pconfig
 from .engine import Engine, Round, snapshot
 from .metrics import PublisherMetrics
@@ -52,7 +51,7 @@ class Publisher:
         self._lock = asyncio.Lock()
         self._dirty = False
         self._task: asyncio.Task | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: MetricsServer | None = None
         self._control: asyncio.AbstractServer | None = None
         self._config_stat: tuple | None = None
 
