@@ -91,7 +91,7 @@ class Agent:
         self.stopping = False
         self._retries = 0
         self._sources: dict[str, DirSource | HttpSource] = {}
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._transports: list[lis.Listener] = []
         self._tasks: dict[str, asyncio.Task] = {}
         self._runner = None
         self.metrics_port = 0
