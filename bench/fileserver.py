@@ -3,7 +3,7 @@
 by nginx (one worker, own config on 127.0.0.1) under wrk, each server pinned to core 0 and wrk
 to core 1, for 200 and for 304 answers; then N idle long-poll watchers held open (RSS, CPU)
 and the time to answer all of them when a new index appears. --profile adds a cProfile of
-the fileserver under the 200 load.
+the fileserver under the 200 and the 304 load.
 
 Run: .venv/bin/python bench/fileserver.py [--duration 10] [--connections 64] [--watchers 10000]
 (installs nginx and wrk with apt-get when missing; needs 2 cores, run as root).

@@ -1,9 +1,13 @@
 """Small answers written to the socket in one piece.
 
-For the hot path (a cached file or the index, 200 or 304, HTTP/1.1) the status line and
-headers are serialised once per file version and joined with the body: aiohttp's generic
-header preparation and serialisation were about a third of the CPU cost of such an
-answer. Everything else (errors, large files, HTTP/1.0) goes through aiohttp's responses.
+For cached files and the index (200 or 304, HTTP/1.1) the status line and fixed headers
+are serialised once per file version (``Heads``) and joined with the Date and
+X-Four11-Nodes lines and the body: aiohttp's generic header preparation and serialisation
+were about a third of the CPU cost of such an answer. ``protocol.FastHandler`` writes these
+bytes itself for most requests; ``Prebuilt`` is the same answer as an aiohttp response,
+for such requests that reach the handler (an earlier request on the connection still being
+answered, the first request of a file). Everything else (errors, large files, HTTP/1.0)
+goes through aiohttp's responses.
 """
 
 from __future__ import annotations

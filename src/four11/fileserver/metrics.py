@@ -1,7 +1,7 @@
 """The fileserver's metrics.
 
-The per-request counts (requests by code, bytes, the duration histogram, in-flight and
-watchers) are plain ints and floats updated on the event loop and turned into metric
+The per-request counts (requests by code, bytes, the duration histogram, in-flight,
+watchers and open connections) are plain ints and floats updated on the event loop and turned into metric
 families only when scraped: a prometheus-client Counter/Histogram takes a lock per update,
 which cost about 8 % of the throughput of small answers. Label values are fixed and all
 exported from the start.
@@ -49,6 +49,8 @@ class FsMetrics(Collector):
         self.in_flight = 0
         self.in_flight_peak = 0
         self.watchers = 0
+        self.connections = 0  # open client TCP connections (protocol.FastHandler)
+        self.connections_peak = 0
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         registry.register(self)
 
@@ -86,3 +88,8 @@ class FsMetrics(Collector):
                                 value=self.in_flight_peak)
         yield GaugeMetricFamily(P + "watchers_open", "Long-poll watch requests being held",
                                 value=self.watchers)
+        yield GaugeMetricFamily(P + "connections_open", "Client TCP connections open now",
+                                value=self.connections)
+        yield GaugeMetricFamily(P + "connections_open_peak",
+                                "Most client TCP connections open at once since start",
+                                value=self.connections_peak)

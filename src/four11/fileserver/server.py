@@ -3,7 +3,10 @@
 One aiohttp low-level server (no router, no middleware chain: the URL space is four
 prefixes) on uvloop when the process runs under core.service.run. Small files and the
 index are answered from memory with precomputed strong ETags; large files are streamed
-from an open descriptor (sendfile where the event loop supports it).
+from an open descriptor (sendfile where the event loop supports it). Keep-alive GET/HEADs
+of the index and of cached files are answered inside the connection protocol without
+aiohttp's per-request machinery (``fast_answer``, protocol.FastHandler); everything else
+goes through ``_handle``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ..core.publish import INDEX_FILE
 from ..core.source import HEADER_HAVE, HEADER_NODE, HEADER_NODES
 from .config import DEFAULT_WATCH_TIMEOUT_S, norm_urldir
-from .fastpath import HTTP11, Heads, Prebuilt
+from .fastpath import DATE, HTTP11, Heads, Prebuilt
 from .metrics import FsMetrics
 from .nodes import DEFAULT_MAX_NODES, NodeTracker, parse_have, valid_node_id
+from .protocol import FAST_PATH_OK, FastServer, remote_of
 from .store import DEFAULT_CACHE_BYTES, Cached, Large, NotFound, Store
 from .watch import IndexWatch
 
@@ -92,6 +96,7 @@ class FileServer:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._heads = Heads()
         self._nodes_value, self._nodes_bytes = "", b""
+        self._tail_date, self._tail_nodes, self._tail_bytes = b"", "", b""
         self._runner: web.ServerRunner | None = None
         self._stopping = False
         self.port: int | None = None
@@ -103,8 +108,12 @@ class FileServer:
         self.index.start()
         if self.index.error:
             log.warning("not ready yet: %s", self.index.error)
+        if not FAST_PATH_OK:
+            log.warning("this aiohttp lacks what the fast path needs: every answer goes through "
+                        "aiohttp's request cycle (same answers, fewer per second)")
         # handler_cancellation: a watcher whose client went away is released at once
-        server = web.Server(self._handle, access_log=None, handler_cancellation=True)
+        server = FastServer(self._handle, self.fast_answer, self.metrics, access_log=None,
+                            handler_cancellation=True)
         self._runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=4096)
@@ -172,6 +181,11 @@ class FileServer:
             self._allowed_cache[remote or ""] = ok
         return ok
 
+    def _track(self, hdrs, now: float) -> None:
+        node = hdrs.get(HEADER_NODE)
+        if node is not None and valid_node_id(node):
+            self.nodes.seen(node, parse_have(hdrs.get(HEADER_HAVE)), now)
+
     async def _handle(self, req: web.BaseRequest) -> web.StreamResponse:
         m = self.metrics
         t0 = perf_counter()
@@ -186,10 +200,7 @@ class FileServer:
                 extra[HEADER_NODES] = self.nodes.header_value(now)
                 resp = _text(403, "forbidden: client address is not in allow_cidrs", extra)
             else:
-                hdrs = req.headers
-                node = hdrs.get(HEADER_NODE)
-                if node is not None and valid_node_id(node):
-                    self.nodes.seen(node, parse_have(hdrs.get(HEADER_HAVE)), now)
+                self._track(req.headers, now)
                 extra[HEADER_NODES] = self.nodes.header_value(now)
                 resp, channel, sent = await self._dispatch(req, extra)
         except (ConnectionError, asyncio.CancelledError):
@@ -280,15 +291,21 @@ class FileServer:
             self._nodes_bytes = f"{HEADER_NODES}: {value}\r\n".encode()
         return self._nodes_bytes
 
+    def _prebuilt(self, hdrs, method: str, body: bytes, etag: str, cc: str, ctype: str,
+                  nodes: str) -> tuple[int, bytes, bytes, bytes]:
+        """(status, status line + fixed headers, X-Four11-Nodes line, body) of a 200 or 304."""
+        ok, not_modified = self._heads.get(etag, cc, ctype, len(body))
+        dyn = self._nodes_line(nodes)
+        inm = hdrs.get("If-None-Match")
+        if inm is not None and etag_matches(inm, etag):
+            return 304, not_modified, dyn, b""
+        return 200, ok, dyn, (b"" if method == "HEAD" else body)
+
     def _send(self, req: web.BaseRequest, body: bytes, etag: str | None, cc: str,
               extra: dict[str, str], ctype: str = OCTETS) -> web.StreamResponse:
         if etag is not None and req.version == HTTP11 and len(extra) == 1:
-            ok, not_modified = self._heads.get(etag, cc, ctype, len(body))
-            dyn = self._nodes_line(extra[HEADER_NODES])
-            inm = req.headers.get("If-None-Match")
-            if inm is not None and etag_matches(inm, etag):
-                return Prebuilt(304, not_modified, dyn, b"")
-            return Prebuilt(200, ok, dyn, b"" if req.method == "HEAD" else body)
+            return Prebuilt(*self._prebuilt(req.headers, req.method, body, etag, cc, ctype,
+                                            extra[HEADER_NODES]))
         h = {"Cache-Control": cc, **extra}
         if etag is not None:
             h["ETag"] = etag
@@ -297,6 +314,51 @@ class FileServer:
                 return web.Response(status=304, headers=h)
         h["Content-Type"] = ctype
         return web.Response(body=body, headers=h)
+
+    def fast_answer(self, msg, proto) -> bytes | None:
+        """The whole answer to a keep-alive HTTP/1.1 GET/HEAD (no query) of the index or of a
+        file in the memory cache, or None to leave the request to ``_handle``.
+
+        Called by protocol.FastHandler from data_received with aiohttp's parsed message: the
+        same answer, node tracking and counters as ``_handle`` gives, without a request
+        object, a task or a response object per request.
+        """
+        try:
+            method, path = msg.method, msg.path
+            if ((method != "GET" and method != "HEAD") or msg.version != HTTP11
+                    or not path.startswith(self.urldir) or "?" in path):
+                return None
+            if self._nets is not None and not self._allowed(remote_of(proto)):
+                return None  # _handle answers the 403
+            t0 = perf_counter()
+            rel = path[len(self.urldir):]
+            if rel == INDEX_FILE:
+                f, cc = self.index.refresh(), CC_INDEX
+            else:
+                f, cc = self.store.cached(rel), CC_MESSAGE
+            if f is None:
+                return None  # 404, 503 or not cached yet: _handle
+            hdrs = msg.headers
+            now = self.clock()
+            self._track(hdrs, now)
+            nodes = self.nodes.header_value(now)
+            status, head, _, body = self._prebuilt(hdrs, method, f.body, f.etag, cc, OCTETS, nodes)
+            m = self.metrics
+            if m.in_flight >= m.in_flight_peak:
+                m.in_flight_peak = m.in_flight + 1
+            m.count(status, len(body), "get", perf_counter() - t0)
+            tail = self._tail(nodes)
+            return head + tail + body if body else head + tail
+        except Exception:  # _handle answers it, and logs what goes wrong there
+            return None
+
+    def _tail(self, nodes: str) -> bytes:
+        """Date, X-Four11-Nodes and the blank line ending the head: rebuilt when one changes."""
+        date = DATE.get()
+        if date is not self._tail_date or nodes is not self._tail_nodes:
+            self._tail_date, self._tail_nodes = date, nodes
+            self._tail_bytes = date + self._nodes_line(nodes) + b"\r\n"
+        return self._tail_bytes
 
     async def _send_large(self, req: web.BaseRequest, f: Large, extra: dict[str, str]
                           ) -> tuple[web.StreamResponse, str, int]:

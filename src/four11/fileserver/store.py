@@ -122,17 +122,25 @@ class Store:
         self._cache: OrderedDict[str, Cached] = OrderedDict()
         self._used = 0
 
-    def get(self, raw_rel: str) -> Cached | Large:
+    def cached(self, raw_rel: str) -> Cached | None:
+        """The cached file if it is still the one on disk (one lstat), else None."""
         c = self._cache.get(raw_rel)
+        if c is None:
+            return None
+        try:
+            st = os.stat(c.path, follow_symlinks=False)
+        except OSError:
+            return None
+        if key_of(st) != c.key:
+            return None
+        self._cache.move_to_end(raw_rel)
+        return c
+
+    def get(self, raw_rel: str) -> Cached | Large:
+        c = self.cached(raw_rel)
         if c is not None:
-            try:
-                st = os.stat(c.path, follow_symlinks=False)
-            except OSError:
-                st = None
-            if st is not None and key_of(st) == c.key:
-                self._cache.move_to_end(raw_rel)
-                return c
-            self._drop(raw_rel)
+            return c
+        self._drop(raw_rel)
         parts = split_rel(raw_rel)
         fd, st = open_below(self.root, parts)
         k = key_of(st)
