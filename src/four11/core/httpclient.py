@@ -48,15 +48,14 @@ class Client:
     """Requests to one server (scheme, host, port). Safe for concurrent requests: each
     takes its own connection."""
 
-    def __init__(self, scheme: str, host: str, port: int, connect_timeout: float,
+    def __init__(self, scheme: str, host: str, port: int | None, connect_timeout: float,
                  read_timeout: float) -> None:
-        self.host, self.port = host, port
+        default = 443 if scheme == "https" else 80
+        self.host, self.port = host, port or default
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.ssl = ssl.create_default_context() if scheme == "https" else None
-        default = 443 if scheme == "https" else 80
-        self.authority = host if port == default else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            self.authority = f"[{host}]" + ("" if port == default else f":{port}")
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        self.authority = name if self.port == default else f"{name}:{self.port}"
         self._idle: list[_Conn] = []
 
     async def _connect(self) -> _Conn:
@@ -85,12 +84,13 @@ class Client:
                         read_timeout: float | None) -> Response:
         reused, conn.used = conn.used, True
         got_any = False
+        limit = read_timeout or self.read_timeout
         try:
             hdrs = [("Host", self.authority), *headers.items()]
             conn.writer.write(conn.h.send(h11.Request(method="GET", target=target, headers=hdrs))
                               + conn.h.send(h11.EndOfMessage()))
             status, rh, body = 0, {}, bytearray()
-            async with asyncio.timeout(read_timeout or self.read_timeout):
+            async with asyncio.timeout(limit):
                 while True:
                     ev = conn.h.next_event()
                     if ev is h11.NEED_DATA:
@@ -120,7 +120,7 @@ class Client:
             if reused and not got_any and isinstance(e, OSError):
                 raise _Stale from None  # reset while idle
             if isinstance(e, TimeoutError):
-                raise HttpError(f"no answer within {read_timeout or self.read_timeout:g} s") from None
+                raise HttpError(f"no answer within {limit:g} s") from None
             if isinstance(e, h11.ProtocolError):
                 raise HttpError(f"bad HTTP answer: {e}") from None
             if isinstance(e, OSError):

@@ -82,8 +82,7 @@ class HttpSource:
         self.node_id = node_id
         self.timeouts = timeouts or Timeouts()
         u = urlsplit(self.url)
-        default = 443 if u.scheme == "https" else 80
-        self._client = httpclient.Client(u.scheme, u.hostname or "", u.port or default,
+        self._client = httpclient.Client(u.scheme, u.hostname or "", u.port,
                                          self.timeouts.connect, self.timeouts.read)
         self._path = u.path
         self.have: int | None = None  # index version reported in X-Four11-Have
@@ -97,10 +96,8 @@ class HttpSource:
             h[HEADER_HAVE] = str(self.have)
         if etag:
             h["If-None-Match"] = etag
-        target = self._path + quote(rel)
-        if wait is not None:
-            target += f"?wait={wait}"
-        url = self.url + target[len(self._path):]
+        tail = quote(rel) + ("" if wait is None else f"?wait={wait}")
+        url, target = self.url + tail, self._path + tail
         read = self.timeouts.read if wait is None else self.timeouts.read + 120
         try:
             r = await self._client.get(target, h, max_size, read)
@@ -108,7 +105,7 @@ class HttpSource:
             raise Refusal("too_large", f"{url} is over the limit: {e}") from None
         except httpclient.HttpError as e:
             raise Refusal("fetch_failed", f"{url}: {e}") from None
-        nodes = r.headers.get("x-four11-nodes")
+        nodes = r.headers.get(HEADER_NODES.lower())
         n = int(nodes) if nodes and nodes.isdigit() else None
         if r.status == 304:
             return Fetched(304, etag=etag, nodes=n)
